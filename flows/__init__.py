@@ -1,0 +1,1 @@
+"""The flows a user launches (`finetune`, `retrain`) and the `afinar` command line."""

@@ -1,0 +1,78 @@
+"""MLflow for every run: local SQLite by default, `$MLFLOW_TRACKING_URI` or `tracking=server` otherwise.
+
+Stages log through the run id explicitly (MlflowClient), so logging works the same from
+Prefect's worker threads as from the main thread.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from tasks.accounting import StageReport
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    if cfg.tracking.uri:
+        return str(cfg.tracking.uri)
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    db = Path(cfg.paths.work).resolve() / "mlflow.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
+
+
+def setup(cfg: DictConfig) -> str:
+    """Point MLflow at the configured store and make sure the experiment exists; returns its id."""
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_root = None
+    if uri.startswith("sqlite:"):
+        root = Path(cfg.tracking.artifact_root).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        artifact_root = root.as_uri()
+    try:
+        return client.create_experiment(cfg.tracking.experiment, artifact_location=artifact_root)
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent run
+        return client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+
+
+def client(cfg: DictConfig) -> MlflowClient:
+    return MlflowClient(tracking_uri(cfg))
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config → `a.b.c` params (MLflow params are flat strings of at most 6000 chars)."""
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = str(value)[:6000]
+    return flat
+
+
+def log_stage(cfg: DictConfig, run_id: str, report: StageReport, stage_dir: Path, cached: bool) -> None:
+    """Counts and metrics as `stage/name`, the stage's artifacts under `<stage>/`."""
+    mlc = client(cfg)
+    metrics = report.all_metrics()
+    metrics[f"{report.stage}/cached"] = float(cached)
+    for name, value in metrics.items():
+        mlc.log_metric(run_id, name, value)
+    for name, rel in report.artifacts.items():
+        path = stage_dir / rel
+        if path.is_dir():
+            mlc.log_artifacts(run_id, str(path), artifact_path=f"{report.stage}/{name}")
+        elif path.is_file():
+            mlc.log_artifact(run_id, str(path), artifact_path=report.stage)
