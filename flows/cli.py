@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 
 import hydra
@@ -53,6 +54,8 @@ def run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # a local Prefect must not try to phone home from an offline machine
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

@@ -18,6 +18,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
+from tasks.evaluate import evaluate_models
+from tasks.expand import expand_examples
+from tasks.extract import extract_sources
+from tasks.register import register_model
+from tasks.train import train_adapter
+from tasks.transform import build_examples
+from tasks.validate import validate_records
 
 from tasks import tracking
 from tasks.accounting import StageReport
@@ -28,15 +35,8 @@ from tasks.config.expand import ExpandConfig
 from tasks.config.model import ModelConfig
 from tasks.config.teacher import TeacherConfig
 from tasks.config.train import TrainConfig
-from tasks.evaluate import evaluate_models
-from tasks.expand import expand_examples
-from tasks.extract import extract_sources
-from tasks.register import register_model
 from tasks.model_loading import offline_environment
 from tasks.stage_cache import run_cached
-from tasks.train import train_adapter
-from tasks.transform import build_examples
-from tasks.validate import validate_records
 
 
 class FinetuneParams(BaseModel):
@@ -73,8 +73,13 @@ class Run:
         tracking.log_stage(self.cfg, self.run_id, report, out_dir, cached)
         get_run_logger().info(
             "%s: in=%d out=%d quarantined=%d deduplicated=%d%s (%s)",
-            name, report.rows_in, report.rows_out, report.rows_quarantined,
-            report.rows_deduplicated, " [cached]" if cached else "", out_dir,
+            name,
+            report.rows_in,
+            report.rows_out,
+            report.rows_quarantined,
+            report.rows_deduplicated,
+            " [cached]" if cached else "",
+            out_dir,
         )
         return out_dir
 
@@ -100,8 +105,10 @@ def extract_task(run: Run) -> Path:
 def validate_task(run: Run, extracted: Path) -> Path:
     cfg = section_as(run.cfg.data.validate, ValidateConfig)
     return run.stage(
-        "validate", _settings(run.cfg.data.validate),
-        lambda out: validate_records(extracted / "records", cfg, out), upstream=[extracted],
+        "validate",
+        _settings(run.cfg.data.validate),
+        lambda out: validate_records(extracted / "records", cfg, out),
+        upstream=[extracted],
     )
 
 
@@ -113,10 +120,9 @@ def transform_task(run: Run, validated: Path) -> Path:
     settings = {k: _settings(run.cfg[k]) for k in ("model", "teacher")}
     settings["transform"] = _settings(run.cfg.data.transform)
     return run.stage(
-        "transform", {**settings, "seed": run.cfg.seed},
-        lambda out: build_examples(
-            validated / "records", data, model, teacher, run.cache, out, seed=run.cfg.seed
-        ),
+        "transform",
+        {**settings, "seed": run.cfg.seed},
+        lambda out: build_examples(validated / "records", data, model, teacher, run.cache, out, seed=run.cfg.seed),
         upstream=[validated],
     )
 
@@ -129,7 +135,8 @@ def expand_task(run: Run, transformed: Path) -> Path:
     data = section_as(run.cfg.data, DataConfig)
     settings = {k: _settings(run.cfg[k]) for k in ("expand", "teacher", "model")}
     return run.stage(
-        "expand", {**settings, "seed": run.cfg.seed},
+        "expand",
+        {**settings, "seed": run.cfg.seed},
         lambda out: expand_examples(
             transformed / "examples.parquet", cfg, teacher, model, data, run.cache, out, seed=run.cfg.seed
         ),
@@ -143,7 +150,8 @@ def train_task(run: Run, expanded: Path) -> Path:
     cfg = section_as(run.cfg.train, TrainConfig)
     settings = {k: _settings(run.cfg[k]) for k in ("train", "model")}
     return run.stage(
-        "train", {**settings, "seed": run.cfg.seed},
+        "train",
+        {**settings, "seed": run.cfg.seed},
         lambda out: train_adapter(expanded / "examples.parquet", model, cfg, run.cache, out, seed=run.cfg.seed),
         upstream=[expanded],
     )
@@ -155,7 +163,8 @@ def evaluate_task(run: Run, expanded: Path, trained: Path) -> Path:
     cfg = section_as(run.cfg.eval, EvalConfig)
     settings = {k: _settings(run.cfg[k]) for k in ("eval", "model")}
     return run.stage(
-        "evaluate", {**settings, "seed": run.cfg.seed},
+        "evaluate",
+        {**settings, "seed": run.cfg.seed},
         lambda out: evaluate_models(
             expanded / "examples.parquet", trained / "adapter", model, cfg, run.cache, out, seed=run.cfg.seed
         ),
@@ -173,7 +182,9 @@ def _start_mlflow_run(cfg: DictConfig) -> str:
     tags = {"afinar.data": str(cfg.data.name), "afinar.model": str(cfg.model.name)}
     if flow_run.id:
         tags["prefect.flow_run_id"] = str(flow_run.id)
-        tags["prefect.flow_run_url"] = str(flow_run.ui_url or "")
+        url = str(flow_run.ui_url or "")
+        if url.startswith("http"):  # without a server Prefect has no UI address to link to
+            tags["prefect.flow_run_url"] = url
     mlc = tracking.client(cfg)
     run = mlc.create_run(experiment_id, run_name=cfg.run_name or flow_run.name or None, tags=tags)
     resolved = to_container(cfg)
@@ -222,8 +233,12 @@ def finetune(params: FinetuneParams | None = None) -> dict[str, Any]:
         mlc.set_terminated(run_id, "FAILED")
         raise
     folders = {
-        "extract": extracted, "validate": validated, "transform": transformed,
-        "expand": expanded, "train": trained, "evaluate": evaluated,
+        "extract": extracted,
+        "validate": validated,
+        "transform": transformed,
+        "expand": expanded,
+        "train": trained,
+        "evaluate": evaluated,
     }
     summary = _summary(cfg, run_id, folders, registered)
     create_markdown_artifact(summary, key="afinar-run-summary", description="afinar run summary")

@@ -41,9 +41,7 @@ class EmbeddedTeacher:
         self.model = load_model(model_cfg, cache_dir).eval()
         self._lock = threading.Lock()
 
-    def complete(
-        self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float, seed: int
-    ) -> Completion:
+    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float, seed: int) -> Completion:
         ids = torch.tensor([prompt_ids(self.tokenizer, messages)])
         with self._lock, torch.inference_mode():
             torch.manual_seed(seed)

@@ -6,11 +6,14 @@ Prefect's worker threads as from the main thread.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
@@ -70,9 +73,26 @@ def log_stage(cfg: DictConfig, run_id: str, report: StageReport, stage_dir: Path
     metrics[f"{report.stage}/cached"] = float(cached)
     for name, value in metrics.items():
         mlc.log_metric(run_id, name, value)
+    series = stage_dir / "series.jsonl"
+    if series.is_file():
+        log_series(mlc, run_id, series)
     for name, rel in report.artifacts.items():
         path = stage_dir / rel
         if path.is_dir():
             mlc.log_artifacts(run_id, str(path), artifact_path=f"{report.stage}/{name}")
         elif path.is_file():
             mlc.log_artifact(run_id, str(path), artifact_path=report.stage)
+
+
+def log_series(mlc: MlflowClient, run_id: str, path: Path, batch: int = 500) -> None:
+    """Per-step metrics from a stage's `series.jsonl` (`{"step": n, "train/loss": x, ...}` per line)."""
+    now = int(time.time() * 1000)
+    metrics: list[Metric] = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        point = json.loads(line)
+        step = int(point.pop("step", 0))
+        metrics += [Metric(k, float(v), now, step) for k, v in point.items() if isinstance(v, int | float)]
+    for start in range(0, len(metrics), batch):
+        mlc.log_batch(run_id, metrics=metrics[start : start + batch])
