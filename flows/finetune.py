@@ -36,6 +36,7 @@ from tasks.config.model import ModelConfig
 from tasks.config.teacher import TeacherConfig
 from tasks.config.train import TrainConfig
 from tasks.model_loading import offline_environment
+from tasks.plan import plan_for_run
 from tasks.stage_cache import run_cached
 
 
@@ -125,6 +126,24 @@ def transform_task(run: Run, validated: Path) -> Path:
         lambda out: build_examples(validated / "records", data, model, teacher, run.cache, out, seed=run.cfg.seed),
         upstream=[validated],
     )
+
+
+@task(name="plan")
+def plan_task(run: Run, transformed: Path) -> dict[str, Any]:
+    """Log what the planner recommends for this run's examples (`plan.json`) and its estimates as plan/ metrics."""
+    try:
+        plan = plan_for_run(run.cfg, transformed / "examples.parquet")
+    except Exception as error:  # advice only: a planner failure must not stop the training it advises on
+        get_run_logger().warning("plan: no plan for this run: %s", error)
+        return {}
+    mlc = tracking.client(run.cfg)
+    mlc.log_dict(run.run_id, plan, "plan.json")
+    numbers = {**plan["estimates"], **{f"run_{k}": v for k, v in plan["run"].items()}}
+    for name, value in numbers.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            mlc.log_metric(run.run_id, f"plan/{name}", float(value))
+    get_run_logger().info("plan: %s, %s %s", plan["advice"], plan["model"]["name"], plan["method"]["name"])
+    return plan
 
 
 @task(name="expand")
@@ -225,6 +244,7 @@ def finetune(params: FinetuneParams | None = None) -> dict[str, Any]:
         extracted = extract_task(run)
         validated = validate_task(run, extracted)
         transformed = transform_task(run, validated)
+        plan_task(run, transformed)
         expanded = expand_task(run, transformed)
         trained = train_task(run, expanded)
         evaluated = evaluate_task(run, expanded, trained)

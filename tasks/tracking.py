@@ -33,8 +33,16 @@ def tracking_uri(cfg: DictConfig) -> str:
 def setup(cfg: DictConfig) -> str:
     """Point MLflow at the configured store and make sure the experiment exists; returns its id."""
     uri = tracking_uri(cfg)
+    user_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # mlflow also exports the URI to the environment; keep the user's own there, or a later config in this
+    # process (another paths.work) would read this store as if the user had set $MLFLOW_TRACKING_URI
+    for key, value in user_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is not None:
@@ -71,6 +79,8 @@ def log_stage(cfg: DictConfig, run_id: str, report: StageReport, stage_dir: Path
     mlc = client(cfg)
     metrics = report.all_metrics()
     metrics[f"{report.stage}/cached"] = float(cached)
+    # where each stage's files are (register reads the examples from here)
+    mlc.set_tag(run_id, f"afinar.stage.{report.stage}", str(stage_dir))
     for name, value in metrics.items():
         mlc.log_metric(run_id, name, value)
     series = stage_dir / "series.jsonl"

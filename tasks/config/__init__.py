@@ -22,6 +22,7 @@ from tasks.config.data import DataConfig
 from tasks.config.eval import EvalConfig
 from tasks.config.expand import ExpandConfig
 from tasks.config.model import ModelConfig
+from tasks.config.plan import PlanConfig
 from tasks.config.teacher import TeacherConfig
 from tasks.config.tracking import TrackingConfig
 from tasks.config.train import TrainConfig
@@ -47,6 +48,7 @@ class Config:
     expand: ExpandConfig = field(default_factory=ExpandConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42
     run_name: str | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from omegaconf import II
+
 
 @dataclass
 class CrmColumns:
@@ -14,6 +16,8 @@ class CrmColumns:
     timestamp: str | None = "timestamp"
     conversation: str | None = "conversation_id"
     outcome: str | None = "outcome"
+    # strptime format of the timestamp column (e.g. "%d/%m/%Y %H:%M"); None: detected from the values
+    timestamp_format: str | None = None
 
 
 @dataclass
@@ -48,6 +52,26 @@ class TransformConfig:
     split: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     max_tokens: int = 512
     over_length: str = "truncate"  # truncate | drop | fail
+    # how context turns are labelled in `input` (roles, never people's names)
+    user_label: str = "Customer"
+    assistant_label: str = "Agent"
+    # CRM outcomes (lower-cased) that mark a conversation as having worked / not worked, for preference pairs
+    good_outcomes: list[str] = field(default_factory=lambda: ["won", "ganho", "ganha", "good", "positive"])
+    bad_outcomes: list[str] = field(default_factory=lambda: ["lost", "perdido", "perdida", "bad", "negative"])
+    pair_min_similarity: float = 70.0  # rapidfuzz token_set_ratio between the two customer messages
+    # quote: the chunk's sentences closest to the question (faithful, no extra call); teacher: the teacher answers
+    document_answers: str = "quote"  # quote | teacher
+    question_temperature: float = 0.0  # greedy questions: small teachers stay on the text
+    question_prompt: str = (
+        "Write {n} short question(s) that the text below answers. One question per line, nothing else."
+    )
+    answer_prompt: str = "Answer the question using only the document. Keep the document's own wording; be brief."
+    answer_max_tokens: int = 96
+    text_instruction: str = "Continue the document."  # documents_as: text
+    phone_region: str = "BR"  # region for phone numbers written without a country code
+    dedup_num_perm: int = 128
+    # epochs the budget line multiplies by (follows the train group unless set)
+    budget_epochs: float = II("train.epochs")
 
 
 @dataclass
