@@ -2,7 +2,7 @@
 Trainer padding each batch to its longest example (what a user writes first), and a forward+backward
 loop on full dense batches of afinar's micro-batch shape (this machine's ceiling).
 
-    python benchmarks/bench_train.py [--examples work/stages/expand/<key>/examples.parquet] [--threads 1]
+    python benchmarks/bench_train.py [--examples work/stages/expand/<key>/examples.parquet] [--threads N]
 
 Prints useful (non-padding) tokens per second of wall time and per CPU-second (the shared machine's
 neighbours move wall time; CPU time much less), and the ratios. LoRA r 16 on all linear layers, fp32,
@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinning threads stall a busy CPU
 
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
@@ -123,10 +124,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=Path, default=None)
     parser.add_argument("--cache", type=Path, default=ROOT / "work" / "cache")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time is not inflated)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default, one per core)")
     parser.add_argument("--trainer-batch", type=int, default=8, help="examples per padded Trainer batch")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     examples = args.examples or default_examples()
     model_cfg = ModelConfig()
     cfg = TrainConfig(epochs=1, eval_every_steps=10**9, save_every_steps=10**9, restore_best=False, warmup_ratio=0.0)
@@ -139,7 +141,7 @@ def main() -> None:
     print(f"examples: {examples}")
     print(
         f"{len(seqs)} train examples ({len(rejected)} over max_seq_len {cfg.max_seq_len}), {useful} tokens, "
-        f"mean {useful / len(seqs):.0f}; torch threads {args.threads}; LoRA r {cfg.lora.r}, fp32"
+        f"mean {useful / len(seqs):.0f}; torch threads {torch.get_num_threads()}; LoRA r {cfg.lora.r}, fp32"
     )
 
     results: dict[str, tuple[float, float, float]] = {}

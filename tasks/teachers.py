@@ -284,7 +284,10 @@ def make_teacher(cfg: TeacherConfig, model_cfg: ModelConfig, cache_dir: str | Pa
     cache = CallCache(Path(cfg.calls_dir or Path(cache_dir) / "teacher_calls")) if cfg.cache else None
     if cfg.kind == "embedded":
         embedded = EmbeddedTeacher(model_cfg, cache_dir)
-        identity = {"kind": "embedded", "model": model_cfg.name, "gguf": model_cfg.gguf_file}
+        identity = {
+            "kind": "embedded",
+            **{k: getattr(model_cfg, k) for k in ("name", "source", "repo_id", "revision", "path", "gguf_file")},
+        }
         return CachedTeacher(embedded, identity, embedded.tokenizer, cfg, cache)
     if cfg.kind == "openai":
         http = HttpTeacher(cfg)

@@ -366,3 +366,22 @@ def test_expansion_with_the_served_embedded_model_over_http(
     assert report.metrics["calls"] >= 3 and report.metrics["failed_calls"] == 0
     # the served model counts tokens with the same tokenizer: the budget's estimate is exact here
     assert report.metrics["tokens"] <= cfg.max_tokens
+
+
+def test_nothing_unredacted_reaches_the_teacher(tmp_path: Path, tokenizer, model_cache: Path) -> None:
+    path = tmp_path / "examples.parquet"
+    frame = write_seed_examples(path, tokenizer)
+    email, phone = "maria.souza@example.com", "(11) 98765-4321"
+    leaky = pl.col("split") == "train"
+    frame = frame.with_columns(
+        pl.when(leaky).then(pl.col("output") + f" Escreva para {email} ou ligue {phone}.").otherwise("output")
+    )
+    frame.write_parquet(path)
+    server = ScriptedServer()
+    with running(server) as url:
+        report = run_expand(
+            path, expand_cfg(max_candidates=6), http_teacher(url, tmp_path), model_cache, tmp_path / "o"
+        )
+    sent = json.dumps(server.log, ensure_ascii=False)
+    assert server.log and email not in sent and "98765" not in sent
+    assert "[EMAIL]" in sent and report.metrics["redacted_email"] > 0

@@ -40,9 +40,10 @@ def adapter_weights(out: Path) -> dict:
     return load_file(str(out / "adapter" / "adapter_model.safetensors"))
 
 
-def losses(out: Path) -> list[tuple[int, str, float]]:
+def losses(out: Path) -> dict[str, float]:
+    """`{"3 val/loss": 2.91, ...}`: every logged loss by step and name."""
     points = [json.loads(line) for line in (out / "series.jsonl").read_text().splitlines()]
-    return [(p["step"], k, v) for p in points for k, v in p.items() if k in ("train/loss", "val/loss")]
+    return {f"{p['step']} {k}": v for p in points for k, v in p.items() if k in ("train/loss", "val/loss")}
 
 
 @pytest.mark.slow
@@ -163,3 +164,31 @@ def test_missing_columns_are_named(model_cfg, model_cache, tmp_path):
     pl.DataFrame({"instruction": ["a"], "output": ["b"]}).write_parquet(path)
     with pytest.raises(TrainingDataError, match=r"bad\.parquet: missing Example columns"):
         train_adapter(path, model_cfg, tiny(), model_cache, tmp_path / "t", seed=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("method", "use_dora", "checkpointing"), [("lora", True, True), ("full", False, False)], ids=["dora", "full"]
+)
+def test_dora_and_full_fine_tuning_train_and_save_loadable_weights(
+    support_examples, model_cfg, model_cache, tmp_path, method, use_dora, checkpointing
+):
+    cfg = tiny(
+        method=method,
+        max_steps=2,
+        eval_every_steps=2,
+        gradient_checkpointing=checkpointing,
+        lora=LoraConfig(use_dora=use_dora),
+        learning_rate=1e-5 if method == "full" else 1e-3,
+    )
+    out = tmp_path / method
+    report = train_adapter(support_examples, model_cfg, cfg, model_cache, out, seed=1)
+    assert report.metrics["steps"] == 2
+    if method == "full":
+        from transformers import AutoModelForCausalLM
+
+        assert AutoModelForCausalLM.from_pretrained(out / "adapter").num_parameters() > 100_000_000
+    else:
+        config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+        assert config["use_dora"] is True
+        assert any("lora_magnitude_vector" in k for k in adapter_weights(out))

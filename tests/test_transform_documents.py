@@ -12,7 +12,14 @@ from tasks.config.data import DataConfig, TransformConfig
 from tasks.config.teacher import TeacherConfig
 from tasks.records import RECORD_SCHEMAS
 from tasks.transform import build_examples
-from tasks.transform.documents import Unit, chunk_document, document_units, parse_questions, quote_answer
+from tasks.transform.documents import (
+    Unit,
+    chunk_document,
+    document_units,
+    parse_questions,
+    quote_answer,
+    unwrap_lines,
+)
 
 PARAGRAPHS = [
     f"Parágrafo {i}: o Afinar lê exportações de CRM, conversas de WhatsApp e manuais em PDF, "
@@ -89,3 +96,16 @@ def test_the_embedded_teacher_writes_questions_for_a_redacted_chunk(tmp_path: Pa
     else:
         assert quarantine["reason"].to_list() == ["teacher_wrote_no_question"]
         assert "suporte@" not in quarantine["payload"].item()
+
+
+def test_a_quoted_answer_never_just_repeats_the_question() -> None:
+    chunk = "E as perdas? Quais foram os motivos principais? O preço foi o motivo principal das perdas."
+    question = "E as perdas? Quais foram os motivos principais?"
+    assert quote_answer(question, chunk, max_sentences=1) == "O preço foi o motivo principal das perdas."
+
+
+def test_pdf_line_wraps_are_joined_but_list_items_stay_on_their_lines() -> None:
+    assert unwrap_lines("O manômetro\ndeve indicar entre 8 e 10 bar, sem descal-\ncificação.") == (
+        "O manômetro deve indicar entre 8 e 10 bar, sem descalcificação."
+    )
+    assert unwrap_lines("Passos:\n1. Encha o reservatório\n2. Ligue") == "Passos:\n1. Encha o reservatório\n2. Ligue"

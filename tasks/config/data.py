@@ -62,8 +62,10 @@ class TransformConfig:
     # quote: the chunk's sentences closest to the question (faithful, no extra call); teacher: the teacher answers
     document_answers: str = "quote"  # quote | teacher
     question_temperature: float = 0.0  # greedy questions: small teachers stay on the text
+    # {text}: the (redacted) chunk, {n}: questions_per_chunk
     question_prompt: str = (
-        "Write {n} short question(s) that the text below answers. One question per line, nothing else."
+        "Text:\n{text}\n\nWrite {n} question(s) that a customer could ask about this text. "
+        "Reply with the question(s) only."
     )
     answer_prompt: str = "Answer the question using only the document. Keep the document's own wording; be brief."
     answer_max_tokens: int = 96

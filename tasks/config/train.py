@@ -42,4 +42,4 @@ class TrainConfig:
     log_every_steps: int = 1
     # processes on this machine: > 1 relaunches training under torchrun (gloo on CPU, nccl on GPU)
     nproc: int = 1
-    distributed: str = "ddp"  # ddp | fsdp (shards a big model's weights across GPUs)
+    distributed: str = "ddp"  # ddp (a replica per process); FSDP sharding is not implemented yet

@@ -196,18 +196,13 @@ def build_model(
 
 
 def distribute(model: torch.nn.Module, cfg: TrainConfig, procs: Processes) -> torch.nn.Module:
-    """Wrap for several processes: DDP (a replica each) or FSDP (weights sharded per decoder layer)."""
+    """Wrap for several processes: DDP, a full replica per process (gradients of trainable weights synced)."""
     if procs.world == 1:
         return model
-    if cfg.distributed == "fsdp":
-        from torch.distributed.fsdp import fully_shard
-
-        for module in model.modules():
-            if type(module).__name__.endswith("DecoderLayer"):
-                fully_shard(module)
-        return fully_shard(model)
     if cfg.distributed != "ddp":
-        raise ValueError(f"train.distributed={cfg.distributed!r}: expected ddp | fsdp")
+        raise TrainingDeviceError(
+            f"train.distributed={cfg.distributed!r}: only ddp is implemented; FSDP (sharded weights) is not yet"
+        )
     ids = [procs.device.index] if procs.device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 

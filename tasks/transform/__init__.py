@@ -273,7 +273,7 @@ def build_examples(
             pl.lit(None, pl.String).alias("parent_id"),
             pl.lit(None, pl.Float64).alias("score"),
         )
-        .sort("_rank", "group", "origin", maintain_order=True)
+        .sort(pl.col("split").replace_strict({s: i for i, s in enumerate(SPLITS)}), "group", "origin")
         .select(list(EXAMPLE_SCHEMA))
         .cast(EXAMPLE_SCHEMA)  # type: ignore[arg-type]
     )

@@ -57,7 +57,7 @@ def document_units(pdf: pl.DataFrame, transcript: pl.DataFrame) -> dict[tuple[st
     for row in pdf.sort(["file", "page"]).iter_rows(named=True):
         for paragraph in re.split(r"\n\s*\n", row["text"]):
             if paragraph.strip():
-                docs.setdefault(("pdf", row["file"]), []).append(Unit(paragraph.strip(), f"page={row['page']}"))
+                docs.setdefault(("pdf", row["file"]), []).append(Unit(unwrap_lines(paragraph), f"page={row['page']}"))
     for row in transcript.sort(["file", "cue"]).iter_rows(named=True):
         speaker = (row["speaker"] or "").strip()
         text = f"{speaker}: {row['text']}" if speaker else row["text"]
@@ -130,10 +130,20 @@ def parse_questions(text: str, limit: int) -> list[str]:
 
 
 def quote_answer(question: str, chunk: str, max_sentences: int = 2) -> str:
-    """The chunk's sentences closest to the question, in their original order (an extractive answer)."""
+    """The chunk's sentences closest to the question, in their original order (an extractive answer).
+
+    Sentences the question merely repeats (a teacher often copies a line of the text) are not answers.
+    """
     sentences = [s.strip() for s in SENTENCE_END.split(chunk) if s.strip()]
-    ranked = sorted(range(len(sentences)), key=lambda i: -fuzz.token_set_ratio(question, sentences[i]))
+    candidates = [i for i, s in enumerate(sentences) if s.rstrip("?").lower() not in question.lower()]
+    ranked = sorted(candidates, key=lambda i: -fuzz.token_set_ratio(question, sentences[i]))
     return " ".join(sentences[i] for i in sorted(ranked[:max_sentences]))
+
+
+def unwrap_lines(paragraph: str) -> str:
+    """A PDF paragraph's hard line breaks joined (hyphenated words too); list items keep their own line."""
+    paragraph = re.sub(r"(?<=\w)-\n(?=[a-zà-ÿ])", "", paragraph)
+    return re.sub(r"\s*\n\s*(?!(?:[-*•]|\d+[.)])\s)", " ", paragraph).strip()
 
 
 @dataclass
@@ -159,7 +169,7 @@ def qa_candidates(
         ask = [
             {
                 "role": "user",
-                "content": f"{cfg.question_prompt.format(n=n)}\n\nText:\n{chunk.text}",
+                "content": cfg.question_prompt.format(n=n, text=chunk.text),
             }
         ]
         reply = teacher.complete(ask, max_tokens=32 * n, temperature=cfg.question_temperature, seed=seed + index)
