@@ -239,3 +239,27 @@ def test_preference_pairs_from_won_and_lost_replies_and_preference_records(tmp_p
     assert from_records["prompt"] == "Ligue para [PHONE]?" and from_records["split"] in SHARES
     assert json.dumps(pairs.columns) == json.dumps(["id", "system", "prompt", "chosen", "rejected", "source",
                                                     "origin", "split"])  # fmt: skip
+
+
+def test_sessions_of_one_whatsapp_chat_are_split_units_and_never_span_two_splits(
+    tmp_path, model_cfg, model_cache
+) -> None:
+    from datetime import datetime, timedelta
+
+    start = datetime(2024, 5, 1, 10, 0)
+    extra = []
+    for day in range(40):  # one chat export, a conversation a day: days apart, so 40 sessions
+        for turn in range(4):
+            line = day * 10 + turn + 1
+            extra.append({
+                "source": "whatsapp", "origin": f"loja.txt#line={line}", "file": "loja.txt", "line": line,
+                "conversation_id": "loja", "timestamp": start + timedelta(days=day, minutes=turn),
+                "sender": "Loja Afinar" if turn % 2 else f"Cliente {day}",
+                "text": f"Mensagem {turn} do dia {day} sobre o produto {day * 7 + turn}", "kind": "text",
+            })  # fmt: skip
+    _, out = run(tmp_path, model_cfg, model_cache, extra={"whatsapp": extra})
+    examples = pl.read_parquet(out / "examples.parquet").filter(pl.col("origin").str.starts_with("loja.txt"))
+    examples = examples.with_columns(pl.col("input").str.extract(r"do dia (\d+)").alias("session"))
+    assert examples["session"].n_unique() == 40
+    assert examples.group_by("session").agg(pl.col("split").n_unique())["split"].max() == 1
+    assert set(examples["split"]) == {"train", "val", "test"}

@@ -102,6 +102,9 @@ def test_a_quoted_answer_never_just_repeats_the_question() -> None:
     chunk = "E as perdas? Quais foram os motivos principais? O preço foi o motivo principal das perdas."
     question = "E as perdas? Quais foram os motivos principais?"
     assert quote_answer(question, chunk, max_sentences=1) == "O preço foi o motivo principal das perdas."
+    copied = "Isso remove resíduos da fabricação e o ar do circuito?"
+    chunk = "Ligue a máquina. Isso remove resíduos da fabricação e o ar do circuito. Use água filtrada."
+    assert "Isso remove" not in quote_answer(copied, chunk, max_sentences=2)
 
 
 def test_pdf_line_wraps_are_joined_but_list_items_stay_on_their_lines() -> None:

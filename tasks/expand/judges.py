@@ -30,6 +30,12 @@ REFUSAL = re.compile(
     re.IGNORECASE,
 )
 
+# a line that starts with one of our prompt's labels: the teacher is continuing our template, not answering
+COPIED_LABEL = re.compile(
+    r"^\s*(?:new |nov[oa] )?(?:request|answer|pedido|resposta|seed|original|new example|novo exemplo)\s*:",
+    re.IGNORECASE | re.MULTILINE,
+)
+
 
 def failure_reason(text: str, expected_lang: str) -> str | None:
     """A known failure of teacher output, checked before anything is spent on judging; None if none."""
@@ -39,7 +45,7 @@ def failure_reason(text: str, expected_lang: str) -> str | None:
     if REFUSAL.search(text):
         return "refusal"
     lowered = text.lower()
-    if any(marker.lower() in lowered for marker in PROMPT_MARKERS):
+    if any(marker.lower() in lowered for marker in PROMPT_MARKERS) or COPIED_LABEL.search(text):
         return "copied_prompt"
     if len(toks) >= 12 and len(set(toks)) / len(toks) < 0.35:
         return "degenerate_repetition"

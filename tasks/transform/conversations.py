@@ -146,7 +146,9 @@ def conversation_candidates(turns: pl.DataFrame, cfg: TransformConfig) -> pl.Dat
             pl.col("text").alias("output"),
             "source",
             "origin",
-            "group",
+            # a WhatsApp export is one chat holding many conversations over months (a group chat, many
+            # customers): its sessions are the units kept whole in one split; a CRM deal stays whole
+            pl.when(pl.col("source") == "whatsapp").then("session_key").otherwise("group").alias("group"),
             "key_text",
             pl.col("conversation_outcome").alias("outcome"),
         )

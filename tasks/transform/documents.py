@@ -135,7 +135,8 @@ def quote_answer(question: str, chunk: str, max_sentences: int = 2) -> str:
     Sentences the question merely repeats (a teacher often copies a line of the text) are not answers.
     """
     sentences = [s.strip() for s in SENTENCE_END.split(chunk) if s.strip()]
-    candidates = [i for i, s in enumerate(sentences) if s.rstrip("?").lower() not in question.lower()]
+    asked = question.lower()
+    candidates = [i for i, s in enumerate(sentences) if s.rstrip(".?!…").lower() not in asked]
     ranked = sorted(candidates, key=lambda i: -fuzz.token_set_ratio(question, sentences[i]))
     return " ".join(sentences[i] for i in sorted(ranked[:max_sentences]))
 
