@@ -257,9 +257,7 @@ def load_engine(model_uri: str, cache_dir: str | Path | None = None) -> ChatEngi
 
         from tasks import tracking
 
-        uri = tracking.tracking_uri(compose())
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+        tracking.use_store(tracking.tracking_uri(compose()))
         model = mlflow.pyfunc.load_model(model_uri)
         return model.unwrap_python_model().engine
     cfg = compose()

@@ -30,9 +30,8 @@ def tracking_uri(cfg: DictConfig) -> str:
     return f"sqlite:///{db}"
 
 
-def setup(cfg: DictConfig) -> str:
-    """Point MLflow at the configured store and make sure the experiment exists; returns its id."""
-    uri = tracking_uri(cfg)
+def use_store(uri: str) -> None:
+    """Make `uri` MLflow's tracking and registry store in this process, leaving the environment as it was."""
     user_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -43,6 +42,12 @@ def setup(cfg: DictConfig) -> str:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def setup(cfg: DictConfig) -> str:
+    """Point MLflow at the configured store and make sure the experiment exists; returns its id."""
+    uri = tracking_uri(cfg)
+    use_store(uri)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is not None:
