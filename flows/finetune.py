@@ -18,13 +18,6 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
-from tasks.evaluate import evaluate_models
-from tasks.expand import expand_examples
-from tasks.extract import extract_sources
-from tasks.register import register_model
-from tasks.train import train_adapter
-from tasks.transform import build_examples
-from tasks.validate import validate_records
 
 from tasks import tracking
 from tasks.accounting import StageReport
@@ -35,9 +28,16 @@ from tasks.config.expand import ExpandConfig
 from tasks.config.model import ModelConfig
 from tasks.config.teacher import TeacherConfig
 from tasks.config.train import TrainConfig
+from tasks.evaluate import evaluate_models
+from tasks.expand import expand_examples
+from tasks.extract import extract_sources
 from tasks.model_loading import offline_environment
 from tasks.plan import plan_for_run
+from tasks.register import register_model
 from tasks.stage_cache import run_cached
+from tasks.train import train_adapter
+from tasks.transform import build_examples
+from tasks.validate import validate_records
 
 
 class FinetuneParams(BaseModel):
