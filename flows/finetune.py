@@ -180,12 +180,20 @@ def train_task(run: Run, expanded: Path) -> Path:
 def evaluate_task(run: Run, expanded: Path, trained: Path) -> Path:
     model = section_as(run.cfg.model, ModelConfig)
     cfg = section_as(run.cfg.eval, EvalConfig)
-    settings = {k: _settings(run.cfg[k]) for k in ("eval", "model")}
+    teacher = section_as(run.cfg.teacher, TeacherConfig)  # the judge of the optional win rate
+    settings = {k: _settings(run.cfg[k]) for k in ("eval", "model", "teacher")}
     return run.stage(
         "evaluate",
         {**settings, "seed": run.cfg.seed},
         lambda out: evaluate_models(
-            expanded / "examples.parquet", trained / "adapter", model, cfg, run.cache, out, seed=run.cfg.seed
+            expanded / "examples.parquet",
+            trained / "adapter",
+            model,
+            cfg,
+            run.cache,
+            out,
+            seed=run.cfg.seed,
+            teacher_cfg=teacher,
         ),
         upstream=[expanded, trained],
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import polars as pl
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
@@ -86,8 +87,8 @@ def log_stage(cfg: DictConfig, run_id: str, report: StageReport, stage_dir: Path
     metrics[f"{report.stage}/cached"] = float(cached)
     # where each stage's files are (register reads the examples from here)
     mlc.set_tag(run_id, f"afinar.stage.{report.stage}", str(stage_dir))
-    for name, value in metrics.items():
-        mlc.log_metric(run_id, name, value)
+    now = int(time.time() * 1000)
+    mlc.log_batch(run_id, metrics=[Metric(name, value, now, 0) for name, value in metrics.items()])
     series = stage_dir / "series.jsonl"
     if series.is_file():
         log_series(mlc, run_id, series)
@@ -97,6 +98,9 @@ def log_stage(cfg: DictConfig, run_id: str, report: StageReport, stage_dir: Path
             mlc.log_artifacts(run_id, str(path), artifact_path=f"{report.stage}/{name}")
         elif path.is_file():
             mlc.log_artifact(run_id, str(path), artifact_path=report.stage)
+            if name == "samples" and path.suffix == ".parquet":  # MLflow's table view (Evaluation tab)
+                table = pl.read_parquet(path).to_pandas()
+                mlc.log_table(run_id, data=table, artifact_file=f"{report.stage}/samples.json")
 
 
 def log_series(mlc: MlflowClient, run_id: str, path: Path, batch: int = 500) -> None:
