@@ -297,14 +297,20 @@ def serving(
     """
     engine = model if isinstance(model, ChatEngine) else load_engine(model, cache_dir)
     served_id = model_id or (model if isinstance(model, str) else engine.name)
+    with app_in_thread(create_app(engine, served_id), host, port) as base_url:
+        yield base_url
+
+
+@contextmanager
+def app_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+    """Run an ASGI app under uvicorn in a background thread (a free port unless given); yields `http://host:port/v1`."""
     sock = _free_socket(host, port)
-    config = uvicorn.Config(create_app(engine, served_id), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="afinar-serve", daemon=True)
     thread.start()
     while not server.started:
         if not thread.is_alive():
-            raise RuntimeError(f"afinar serve: the server thread for {served_id} exited before it started")
+            raise RuntimeError(f"the server thread on {host}:{sock.getsockname()[1]} exited before it started")
         time.sleep(0.05)
     try:
         yield f"http://{host}:{sock.getsockname()[1]}/v1"

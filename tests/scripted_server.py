@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from tasks.expand.mutations import detect_language
+from tasks.serve import app_in_thread
 
 WORDS = {
     "pt": {
@@ -173,20 +171,6 @@ class ScriptedServer:
         return app
 
 
-@contextmanager
-def running(server: ScriptedServer) -> Iterator[str]:
+def running(server: ScriptedServer) -> AbstractContextManager[str]:
     """Serve in a background thread on a free port; yields the base URL `http://127.0.0.1:PORT/v1`."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    uv = uvicorn.Server(uvicorn.Config(server.app(), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    return app_in_thread(server.app())
