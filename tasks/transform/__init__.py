@@ -59,13 +59,9 @@ TEXT_COLUMNS = {
     "dataset": ["system", "instruction", "input", "output"],
     "preference": ["prompt", "chosen", "rejected"],
 }
+# a candidate is an Example's content and provenance, plus what transform needs to split, dedup and pair it
 CANDIDATE_COLUMNS = {
-    "system": pl.String,
-    "instruction": pl.String,
-    "input": pl.String,
-    "output": pl.String,
-    "source": pl.String,
-    "origin": pl.String,
+    **{c: EXAMPLE_SCHEMA[c] for c in ("system", "instruction", "input", "output", "source", "origin")},
     "group": pl.String,
     "key_text": pl.String,
     "outcome": pl.String,
