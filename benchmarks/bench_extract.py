@@ -159,8 +159,10 @@ def main() -> None:
         ("extract, Windows-1252 export", "extract", files["cp1252"]),
     ]
     idle = measure("idle", files["utf-8"], args.dir / "out-idle", 1)
-    print(f"(a process that only imports extract: peak RSS {idle['peak_mb']:.0f} MB, anon {idle['peak_anon_mb']:.0f} MB;"
-          " extract's own memory is the peak less that)")
+    print(
+        f"(a process that only imports extract: peak RSS {idle['peak_mb']:.0f} MB, "
+        f"anon {idle['peak_anon_mb']:.0f} MB; extract's own memory is the peak less that)"
+    )
     print(f"\n{'case':30} {'rows':>9} {'s':>6} {'rows/s':>10} {'vs polars':>9} {'file MB':>7} {'peak RSS MB':>11} "
           f"{'peak anon MB':>12}")  # fmt: skip
     baseline = None
