@@ -1,8 +1,9 @@
 """Extract benchmark: a generated 1,000,000-row CRM export (pt-BR, `;`, decimal commas) through `extract_sources`.
 
 Prints rows/s and peak memory (max RSS of a fresh process per case) for: polars reading the file on its
-own (the baseline), extract on the UTF-8 export, and extract on the same export in Windows-1252 (which
-is transcoded to UTF-8 in 8 MiB chunks first). The files are written to /tmp, never to the repository.
+own (the baseline), extract on the UTF-8 export, on the same export in Windows-1252 (transcoded to UTF-8
+in 8 MiB blocks first) and on the same rows as JSON Lines. The files are written to /tmp, never to the
+repository.
 
     python benchmarks/bench_extract.py [--rows 1000000] [--dir /tmp/afinar-bench]
 
@@ -69,6 +70,9 @@ def generate(path: Path, rows: int, encoding: str) -> None:
         "Observações": np.array(NOTES)[rng.integers(0, len(NOTES), rows)],
         "Origem do lead": np.array(["Instagram", "Google", "Indicação", "Loja física", ""])[rng.integers(0, 5, rows)],
     })  # fmt: skip
+    if encoding == "jsonl":  # the same rows as JSON Lines, one object per line
+        frame.write_ndjson(path)
+        return
     utf8 = path.with_suffix(".utf8.tmp")
     frame.write_csv(utf8, separator=";", line_terminator="\r\n")
     if encoding == "utf-8":
@@ -147,7 +151,11 @@ def main() -> None:
         print(json.dumps(run_case(args.case, args.file, args.work)))
         return
     args.dir.mkdir(parents=True, exist_ok=True)
-    files = {"utf-8": args.dir / f"crm_{args.rows}_utf8.csv", "cp1252": args.dir / f"crm_{args.rows}_cp1252.csv"}
+    files = {
+        "utf-8": args.dir / f"crm_{args.rows}_utf8.csv",
+        "cp1252": args.dir / f"crm_{args.rows}_cp1252.csv",
+        "jsonl": args.dir / f"crm_{args.rows}.jsonl",
+    }
     for encoding, path in files.items():
         if not path.exists():
             started = time.perf_counter()
@@ -157,6 +165,7 @@ def main() -> None:
         ("polars read_csv (baseline)", "polars", files["utf-8"]),
         ("extract, UTF-8 export", "extract", files["utf-8"]),
         ("extract, Windows-1252 export", "extract", files["cp1252"]),
+        ("extract, JSON Lines export", "extract", files["jsonl"]),
     ]
     idle = measure("idle", files["utf-8"], args.dir / "out-idle", 1)
     print(

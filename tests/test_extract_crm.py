@@ -224,3 +224,105 @@ def test_tiny_chunks_give_the_same_records_and_quarantine_as_one_chunk(
         "row has 6 fields but the header has 5 (an unquoted delimiter inside a value?)",
         "the file ends inside a quoted value: the export looks truncated",
     ]
+
+
+def test_an_export_with_a_column_named_row_keeps_it_in_extra(extract_run, tmp_path: Path) -> None:
+    path = tmp_path / "numbered.csv"
+    path.write_text("row,text\n7,hello\n9,world\n")
+    _, files, out = extract_run([path])
+    assert files["numbered.csv"]["error"] is None
+    rows = crm_records(out)
+    assert rows["origin"].to_list() == ["numbered.csv#row=1", "numbered.csv#row=2"]
+    assert [json.loads(e) for e in rows["extra"]] == [{"row": "7"}, {"row": "9"}]
+
+
+def values(extra: str | None) -> dict[str, object]:
+    return {key: value for key, value in json.loads(extra or "{}").items() if value is not None}
+
+
+def write_jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_jsonl_bad_lines_are_quarantined_with_their_line_numbers_and_the_rest_kept(extract_run, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "deals.jsonl", [
+        '{"text": "Oi, tudo bem?", "author": "Li"}',
+        "",
+        '{"text": "Quanto custa?", "author": "Li"',
+        '["not", "an", "object"]',
+        '{"text": "R$ 899,90", "author": "Ana", "amount": 899.9}',
+        '{"text": "Fechado!", "author": {"name": "Li"}}',
+    ])  # fmt: skip
+    _, files, out = extract_run([path])
+    assert (files["deals.jsonl"]["rows_out"], files["deals.jsonl"]["rows_quarantined"]) == (3, 2)
+    rows = crm_records(out)
+    assert rows["origin"].to_list() == ["deals.jsonl#line=1", "deals.jsonl#line=5", "deals.jsonl#line=6"]
+    assert rows["author"].to_list() == ["Li", "Ana", '{"name":"Li"}']
+    assert json.loads(rows["extra"][1]) == {"amount": "899.9"}
+    bad = quarantine(out)
+    assert bad["origin"].to_list() == ["deals.jsonl#line=3", "deals.jsonl#line=4"]
+    assert bad["reason"][0].startswith("not valid JSON")
+    assert bad["reason"][1] == "line 4 is a JSON list, not an object"
+
+
+def test_jsonl_streams_in_chunks_and_keeps_keys_that_appear_late(
+    extract_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.extract.csv_stream as csv_stream
+
+    lines = [
+        json.dumps({"text": f"mensagem {i} — ação", "deal": f"D-{i // 5}"}, ensure_ascii=False) for i in range(3000)
+    ]
+    lines[2500] = json.dumps({"text": "tarde", "deal": "D-500", "coupon": "BLACK10"})
+    lines[100] = "   "
+    path = write_jsonl(tmp_path / "late_keys.jsonl", lines)
+
+    _, _, whole = extract_run([path])
+    monkeypatch.setattr(csv_stream, "CHUNK_BYTES", 50)  # blocks end inside lines and inside characters
+    _, files, chunked = extract_run([path])
+
+    assert files["late_keys.jsonl"]["rows_out"] == 2999
+    rows = crm_records(chunked)
+    assert rows.drop("extra").equals(crm_records(whole).drop("extra"))
+    # a key a line lacks is null in its extra when another line of its chunk has it, else absent
+    assert [values(e) for e in rows["extra"]] == [values(e) for e in crm_records(whole)["extra"]]
+    late = rows.filter(pl.col("origin") == "late_keys.jsonl#line=2501")
+    assert (late["conversation_id"][0], json.loads(late["extra"][0])) == ("D-500", {"coupon": "BLACK10"})
+    assert rows["origin"][100] == "late_keys.jsonl#line=102"  # the blank line 101 is skipped, not renumbered
+
+
+def test_json_array_items_that_are_not_objects_are_quarantined(extract_run, tmp_path: Path) -> None:
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([{"text": "Oi"}, 42, {"text": "Tchau", "score": [1, 2]}]))
+    _, files, out = extract_run([path])
+    assert (files["export.json"]["rows_out"], files["export.json"]["rows_quarantined"]) == (2, 1)
+    assert crm_records(out)["origin"].to_list() == ["export.json#item=1", "export.json#item=3"]
+    assert quarantine(out)["reason"].to_list() == ["item 2 is a JSON int, not an object"]
+
+
+def test_truncated_json_array_fails_with_its_name_and_what_to_do(extract_run, tmp_path: Path) -> None:
+    path = tmp_path / "cut.json"
+    path.write_text('[{"text": "Oi"}, {"text": "Tch')
+    _, files, _ = extract_run([path])
+    error = files["cut.json"]["error"]
+    assert error.startswith("cut.json: not valid JSON") and "export it again, or as JSON Lines" in error
+
+
+def test_parquet_streams_by_batches_with_continuous_row_numbers(
+    extract_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.extract.crm as crm
+
+    path = tmp_path / "big.parquet"
+    pl.DataFrame({
+        "text": [f"msg {i}" if i % 97 else "" for i in range(1000)],
+        "deal": [i // 10 for i in range(1000)],
+        "when": [datetime(2025, 1, 1, 8, 0)] * 1000,
+    }).write_parquet(path, row_group_size=128)  # fmt: skip
+    monkeypatch.setattr(crm, "PARQUET_BATCH_ROWS", 100)
+    _, files, out = extract_run([path])
+    assert (files["big.parquet"]["rows_out"], files["big.parquet"]["rows_quarantined"]) == (989, 11)
+    rows = crm_records(out)
+    assert rows["row"].to_list() == [i + 1 for i in range(1000) if i % 97]
+    assert quarantine(out)["origin"][1] == "big.parquet#row=98"

@@ -14,6 +14,7 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,9 +24,11 @@ from tasks.accounting import QUARANTINE_SCHEMA, StageReport, quarantine_rows, wr
 from tasks.config.data import ExtractConfig
 from tasks.extract import crm
 from tasks.extract.archive import extract_archive
+from tasks.extract.csv_stream import ROW, Chunk, read_delimited
 from tasks.extract.datasets import parse_dataset, parse_dataset_rows
 from tasks.extract.detect import Detected, decode_text, detect, json_kind
 from tasks.extract.errors import ExtractError
+from tasks.extract.json_stream import read_json_array, read_jsonl
 from tasks.extract.pdf import extract_pdf
 from tasks.extract.transcript import parse_transcript
 from tasks.extract.whatsapp import parse_whatsapp_export
@@ -129,46 +132,44 @@ def read_text(path: Path, encoding: str) -> str:
 
 
 def read_table(path: Path, name: str, found: Detected, work: Extraction, report: FileReport) -> None:
-    """A CRM table of any format → crm records (streamed for delimited files) and quarantine."""
+    """A CRM table of any format → crm records and quarantine (CSV, TSV, JSON Lines and Parquet streamed)."""
     columns = work.cfg.crm
+    encoding = found.encoding or "utf-8"
+    tables: list[tuple[str | None, dict[str, pl.DataType], Iterator[Chunk], str]] = []
     if found.format in ("csv", "tsv"):
-        result = crm.extract_delimited(
-            path, found.encoding or "utf-8", found.delimiter or ",", columns, name, work.part_path("crm")
-        )
+        header, chunks = read_delimited(path, encoding, found.delimiter or ",", name)
+        tables.append((None, {ROW: pl.Int64, **dict.fromkeys(header, pl.String)}, chunks, f"{name}#row="))
+    elif found.format in ("xlsx", "xlsm", "xls", "xlsb", "ods"):
+        sheets = pl.read_excel(path, sheet_id=0, infer_schema_length=0, drop_empty_rows=False, raise_if_empty=False)
+        for sheet, frame in sheets.items():
+            # Excel row numbers: the header is row 1; fully empty rows are layout, not data
+            rows = crm.numbered(crm.strings_frame(frame), 2).filter(~pl.all_horizontal(pl.exclude(ROW).is_null()))
+            chunk = Chunk(rows.collect())
+            prefix = f"{name}#sheet={sheet}&row=" if len(sheets) > 1 else f"{name}#row="
+            tables.append((sheet if len(sheets) > 1 else None, dict(chunk.frame.schema), iter([chunk]), prefix))
+    elif found.format == "jsonl":
+        tables.append((None, {ROW: pl.Int64}, read_jsonl(path, encoding, name), f"{name}#line="))
+    elif found.format == "json":
+        chunk = read_json_array(read_text(path, encoding), name)
+        tables.append((None, dict(chunk.frame.schema), iter([chunk]), f"{name}#item="))
+    else:
+        schema, chunks = crm.parquet_chunks(path)
+        tables.append((None, schema, chunks, f"{name}#row="))
+    skipped: list[ExtractError] = []
+    for sheet, schema, chunks, prefix in tables:
+        try:
+            result = crm.extract_chunks(chunks, schema, columns, name, prefix, work.part_path("crm"))
+        except ExtractError as exc:
+            if sheet is None:
+                raise
+            skipped.append(exc)
+            report.warnings.append(f"sheet '{sheet}' skipped: {exc}")
+            work.parts["crm"].pop()
+            continue
         report.warnings += result.info["warnings"]  # type: ignore[operator]
         work.add_counts(report, result.rows_out, result.quarantine)
-        return
-    if found.format in ("xlsx", "xlsm", "xls", "xlsb", "ods"):
-        sheets = pl.read_excel(path, sheet_id=0, infer_schema_length=0, drop_empty_rows=False, raise_if_empty=False)
-        skipped: list[ExtractError] = []
-        for sheet, frame in sheets.items():
-            lf = crm.strings_frame(frame, row_offset=2).filter(
-                ~pl.all_horizontal(pl.exclude(crm.ROW).is_null())
-            )  # Excel row numbers: the header is row 1; fully empty rows are layout, not data
-            prefix = f"{name}#sheet={sheet}&row=" if len(sheets) > 1 else f"{name}#row="
-            try:
-                result = crm.extract_table(lf, columns, name, prefix, work.part_path("crm"))
-            except ExtractError as exc:
-                skipped.append(exc)
-                report.warnings.append(f"sheet '{sheet}' skipped: {exc}")
-                work.parts["crm"].pop()
-                continue
-            report.warnings += result.info["warnings"]  # type: ignore[operator]
-            work.add_counts(report, result.rows_out, result.quarantine)
-        if len(skipped) == len(sheets) and skipped:
-            raise skipped[0]
-        return
-    if found.format == "jsonl":
-        frame: pl.LazyFrame | pl.DataFrame = pl.scan_ndjson(path, infer_schema_length=1000)
-    elif found.format == "json":
-        frame = pl.read_json(path, infer_schema_length=1000)
-    else:
-        frame = pl.scan_parquet(path)
-    lf = crm.strings_frame(frame, row_offset=1)
-    locator = "line" if found.format == "jsonl" else "item" if found.format == "json" else "row"
-    result = crm.extract_table(lf, columns, name, f"{name}#{locator}=", work.part_path("crm"))
-    report.warnings += result.info["warnings"]  # type: ignore[operator]
-    work.add_counts(report, result.rows_out, result.quarantine)
+    if skipped and len(skipped) == len(tables):
+        raise skipped[0]
 
 
 def read_file(path: Path, name: str, work: Extraction, conversation_id: str | None = None) -> None:

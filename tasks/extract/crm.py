@@ -1,13 +1,15 @@
 """CRM and sales exports (CSV, TSV, XLSX, JSON/JSONL, Parquet) → `crm` records.
 
-Every table becomes string columns plus a 1-based row number (CSV/TSV streamed chunk by chunk by
-`csv_stream`); the user's columns are mapped by `CrmColumns` (`plan_table`), timestamps parsed with the
-format that fits a sample of the column, and each row goes either to `records/crm` or, with the
-reason, to the quarantine (`split_rows`).
+Every table arrives as chunks of string columns plus the row number (`Chunk`): CSV/TSV streamed by
+`csv_stream`, JSON Lines by `json_stream`, Parquet by row groups, an XLSX sheet or a JSON array whole.
+The user's columns are mapped by `CrmColumns` (`plan_table`, once, from the first chunk), timestamps
+parsed with the format that fits a sample of the column, and each row goes either to `records/crm` or,
+with the reason, to the quarantine (`split_rows`); `extract_chunks` writes the records as they come.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,18 +19,19 @@ import pyarrow.parquet as pq
 
 from tasks.accounting import QUARANTINE_SCHEMA, quarantine_rows
 from tasks.config.data import CrmColumns
-from tasks.extract.csv_stream import read_delimited
+from tasks.extract.csv_stream import ROW, Chunk
 from tasks.extract.errors import ColumnMappingError
 from tasks.records import RECORD_SCHEMAS
 
-ROW = "__row"
+PARQUET_BATCH_ROWS = 65_536
+TAGS = ("__ts", "__reason")  # the columns tag_rows adds
 ARROW_COMPAT = pl.CompatLevel.newest()  # string views: handing chunks to the parquet writer copies nothing
 SAMPLE_ROWS = 2000
 # records are written as they stream: LZ4, dictionaries only where values repeat, statistics only on the
 # ordered columns (string min/max and dictionaries on free text cost a third of the writing for no gain)
 WRITER_OPTIONS: dict[str, object] = {
     "compression": "lz4",
-    "use_dictionary": ["source", "file", "outcome"],
+    "use_dictionary": ["source", "file", "outcome", "author"],
     "write_statistics": ["row", "timestamp"],
 }
 TIMESTAMP_FORMATS = (
@@ -68,8 +71,8 @@ def clean_headers(names: list[str]) -> list[str]:
     return out
 
 
-def strings_frame(frame: pl.LazyFrame | pl.DataFrame, row_offset: int) -> pl.LazyFrame:
-    """Make every column a string (nested values as JSON, temporal values kept typed) and number the rows."""
+def strings_frame(frame: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+    """Make every column a string (nested values as JSON, temporal values kept typed) with clean headers."""
     lf = frame.lazy()
     schema = lf.collect_schema()
     casts = []
@@ -82,8 +85,12 @@ def strings_frame(frame: pl.LazyFrame | pl.DataFrame, row_offset: int) -> pl.Laz
         else:
             casts.append(pl.col(col).cast(pl.String))
     lf = lf.with_columns(casts) if casts else lf
-    lf = lf.rename(dict(zip(schema.names(), clean_headers(schema.names()), strict=True)))
-    return lf.with_row_index(ROW, offset=row_offset).with_columns(pl.col(ROW).cast(pl.Int64))
+    return lf.rename(dict(zip(schema.names(), clean_headers(schema.names()), strict=True)))
+
+
+def numbered(lf: pl.LazyFrame, first_row: int) -> pl.LazyFrame:
+    """Number the rows from `first_row` in the row column."""
+    return lf.with_row_index(ROW, offset=first_row).with_columns(pl.col(ROW).cast(pl.Int64))
 
 
 # names CRM tools commonly give each field, tried (in order) when the configured column is absent
@@ -178,7 +185,6 @@ class TablePlan:
     """How to turn a table's columns into crm records, decided once from its schema and first rows."""
 
     mapping: dict[str, str]
-    schema: dict[str, pl.DataType]
     timestamp_format: str | None
     decimal_columns: list[str]
     warnings: list[str]
@@ -200,7 +206,12 @@ def plan_table(schema: dict[str, pl.DataType], sample: pl.DataFrame, columns: Cr
         values = sample[col].drop_nulls()
         if values.len() and values.str.contains(DECIMAL_COMMA).all():
             decimals.append(col)
-    return TablePlan(mapping, dict(schema), fmt, decimals, warnings)
+    return TablePlan(mapping, fmt, decimals, warnings)
+
+
+def table_columns(schema: pl.Schema) -> list[str]:
+    """The table's own columns in a chunk or tagged frame (not the row number, nor the tags)."""
+    return [c for c in schema if c not in (ROW, *TAGS)]
 
 
 def tag_rows(lf: pl.LazyFrame, plan: TablePlan, lossy: bool) -> pl.LazyFrame:
@@ -208,9 +219,9 @@ def tag_rows(lf: pl.LazyFrame, plan: TablePlan, lossy: bool) -> pl.LazyFrame:
 
     Fully empty rows (a blank line, a spreadsheet's spacer row) are layout, not data, and are dropped.
     """
-    mapping, schema = plan.mapping, plan.schema
+    mapping, schema = plan.mapping, lf.collect_schema()
     ts_col = mapping.get("timestamp")
-    originals = [c for c in schema if c != ROW]
+    originals = table_columns(schema)
     text = pl.col(mapping["text"]).cast(pl.String).str.strip_chars()
     timestamp = (
         timestamp_expr(ts_col, schema[ts_col], plan.timestamp_format) if ts_col else pl.lit(None, pl.Datetime("us"))
@@ -236,7 +247,7 @@ def tag_rows(lf: pl.LazyFrame, plan: TablePlan, lossy: bool) -> pl.LazyFrame:
 def records_of(tagged: pl.LazyFrame, plan: TablePlan, name: str, origin_prefix: str) -> pl.LazyFrame:
     """The kept rows of a tagged frame as crm records (the other columns as JSON in `extra`)."""
     mapping = plan.mapping
-    originals = [c for c in plan.schema if c != ROW]
+    originals = table_columns(tagged.collect_schema())
 
     def value(record_field: str) -> pl.Expr:
         col = mapping.get(record_field)
@@ -270,7 +281,7 @@ def records_of(tagged: pl.LazyFrame, plan: TablePlan, name: str, origin_prefix: 
 
 def quarantine_of(tagged: pl.LazyFrame, plan: TablePlan, origin_prefix: str) -> pl.LazyFrame:
     """The quarantined rows of a tagged frame, with reason, origin and the whole row as JSON."""
-    originals = [c for c in plan.schema if c != ROW]
+    originals = table_columns(tagged.collect_schema())
     return tagged.filter(pl.col("__reason").is_not_null()).select(
         pl.lit("extract").alias("stage"),
         pl.lit("crm").alias("source"),
@@ -283,7 +294,13 @@ def quarantine_of(tagged: pl.LazyFrame, plan: TablePlan, origin_prefix: str) -> 
 def split_rows(
     frame: pl.DataFrame, plan: TablePlan, name: str, origin_prefix: str, lossy: bool
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(crm records, quarantine rows) of a table's rows; the checks run once, the records only on kept rows."""
+    """(crm records, quarantine rows) of a table's rows; the checks run once, the records only on kept rows.
+
+    A mapped column the chunk lacks (a key no JSON line of this chunk has) is read as empty.
+    """
+    absent = [c for c in plan.mapping.values() if c not in frame.columns]
+    if absent:
+        frame = frame.with_columns(pl.lit(None, pl.String).alias(c) for c in absent)
     tagged = tag_rows(frame.lazy(), plan, lossy).collect()
     records = records_of(tagged.lazy(), plan, name, origin_prefix).collect()
     if tagged["__reason"].null_count() == tagged.height:
@@ -291,51 +308,41 @@ def split_rows(
     return records, quarantine_of(tagged.lazy(), plan, origin_prefix).collect()
 
 
-def extract_table(
-    lf: pl.LazyFrame, columns: CrmColumns, name: str, origin_prefix: str, records_path: Path
+def extract_chunks(
+    chunks: Iterator[Chunk],
+    schema: dict[str, pl.DataType],
+    columns: CrmColumns,
+    name: str,
+    origin_prefix: str,
+    records_path: Path,
 ) -> TableResult:
-    """Map, parse and split an in-memory table (XLSX sheet, JSON, Parquet) into `records_path` + quarantine."""
-    frame = lf.collect()
-    plan = plan_table(dict(frame.schema), frame.head(SAMPLE_ROWS), columns, name)
-    good, bad = split_rows(frame, plan, name, origin_prefix, lossy=False)
-    good.write_parquet(records_path)
-    info: dict[str, object] = {"columns": plan.mapping, "timestamp_format": plan.timestamp_format}
-    return TableResult(rows_out=good.height, quarantine=bad, info={**info, "warnings": plan.warnings})
+    """Map, check and write a table's chunks into `records_path` (parquet, a row group per chunk) + quarantine.
 
-
-def extract_delimited(
-    path: Path, encoding: str, delimiter: str, columns: CrmColumns, name: str, records_path: Path
-) -> TableResult:
-    """Stream a CSV/TSV in chunks into `records_path` (parquet, one row group per chunk) + quarantine rows.
-
-    Memory stays at a few chunks whatever the file's size; rows polars cannot parse and a cut-off
-    last row are quarantined by `csv_stream`, the rest are mapped and checked by `split_rows`.
+    The plan (column mapping, timestamp format, decimal columns) is made from the first chunk with
+    rows; `schema` is the table's columns for when none has any, so a wrong mapping is still reported.
+    Chunk N is written in a thread while chunk N+1 is mapped here and chunk N+2 is read by its stream
+    (polars and pyarrow release the GIL): one chunk at each step, so memory stays bounded.
     """
-    header, chunks = read_delimited(path, encoding, delimiter, name)
-    schema = {ROW: pl.Int64, **dict.fromkeys(header, pl.String)}
     arrow_schema = pl.DataFrame(schema=RECORD_SCHEMAS["crm"]).to_arrow(compat_level=ARROW_COMPAT).schema
     plan: TablePlan | None = None
     quarantine: list[pl.DataFrame] = []
     rows_out = 0
     pending: Future[None] | None = None
-    # chunk N is written in a thread while chunk N+1 is mapped here and chunk N+2 parsed by csv_stream
-    # (polars and pyarrow release the GIL); one chunk at each step, so memory stays bounded
     with pq.ParquetWriter(records_path, arrow_schema, **WRITER_OPTIONS) as writer, ThreadPoolExecutor(1) as pool:
         for chunk in chunks:
             if chunk.bad:
                 quarantine.append(quarantine_rows("extract", chunk.bad))
             if chunk.frame.is_empty():
                 continue
-            frame = chunk.frame.rename({"row": ROW})
             if plan is None:
-                plan = plan_table(schema, frame.head(SAMPLE_ROWS), columns, name)
-            good, bad = split_rows(frame, plan, name, f"{name}#row=", chunk.lossy)
+                plan = plan_table(dict(chunk.frame.schema), chunk.frame.head(SAMPLE_ROWS), columns, name)
+            good, bad = split_rows(chunk.frame, plan, name, origin_prefix, chunk.lossy)
             rows_out += good.height
             quarantine.append(bad)
             if pending is not None:
                 pending.result()
             pending = pool.submit(writer.write_table, good.to_arrow(compat_level=ARROW_COMPAT))
-            del chunk, frame, good  # nothing of this chunk is held while the next one is awaited
+            del chunk, good  # nothing of this chunk is held while the next one is awaited
         if pending is not None:
             pending.result()
     if plan is None:  # no data rows: still check the mapping, so a wrong config is reported
@@ -344,3 +351,18 @@ def extract_delimited(
     merged = pl.concat(frames) if frames else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     info: dict[str, object] = {"columns": plan.mapping, "timestamp_format": plan.timestamp_format}
     return TableResult(rows_out=rows_out, quarantine=merged, info={**info, "warnings": plan.warnings})
+
+
+def parquet_chunks(path: Path) -> tuple[dict[str, pl.DataType], Iterator[Chunk]]:
+    """(columns, chunks) of a Parquet export, read a batch of rows at a time (row numbers from 1)."""
+    source = pq.ParquetFile(path)
+    schema = dict(strings_frame(pl.from_arrow(source.schema_arrow.empty_table())).collect_schema())  # type: ignore[arg-type]
+
+    def chunks() -> Iterator[Chunk]:
+        first = 1
+        for batch in source.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            frame = numbered(strings_frame(pl.from_arrow(batch)), first).collect()  # type: ignore[arg-type]
+            first += frame.height
+            yield Chunk(frame)
+
+    return {ROW: pl.Int64, **schema}, chunks()

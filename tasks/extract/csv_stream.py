@@ -30,6 +30,7 @@ import polars as pl
 from tasks.extract.detect import MIXED, decode_mixed_line
 from tasks.extract.errors import CorruptFileError, EmptyFileError
 
+ROW = "__row"  # the row number every chunk carries (not "row": an export may have a column of that name)
 CHUNK_BYTES = 8 << 20
 REPLACEMENT = "\ufffd".encode()
 QUOTE = ord('"')
@@ -38,11 +39,16 @@ T = TypeVar("T")
 
 @dataclass
 class Chunk:
-    """Parsed rows of one chunk (all strings, `row` numbers from 1) and its rows that could not be parsed."""
+    """Parsed rows of one chunk (the table's columns and its `ROW` numbers) and the rows that could not be parsed."""
 
     frame: pl.DataFrame
     bad: list[dict[str, object]] = field(default_factory=list)
     lossy: bool = False  # holds U+FFFD from bytes invalid in the encoding: those rows must be quarantined
+
+
+def unreadable(origin: str, reason: str, payload: object) -> dict[str, object]:
+    """A row of a CRM table that could not be parsed, as the quarantine takes it (`quarantine_rows`)."""
+    return {"source": "crm", "origin": origin, "reason": reason, "payload": payload}
 
 
 def utf8_blocks(path: Path, encoding: str) -> Iterator[bytes]:
@@ -176,19 +182,17 @@ def parse_rows_one_by_one(text: str, header: list[str], delimiter: str, first_ro
         for fields in reader:
             row += 1
             if any(f.strip() for f in fields[len(header) :]):
-                bad.append({
-                    "source": "crm",
-                    "origin": f"{name}#row={row}",
-                    "reason": f"row has {len(fields)} fields but the header has {len(header)} "
-                    "(an unquoted delimiter inside a value?)",
-                    "payload": json.dumps(fields, ensure_ascii=False),
-                })  # fmt: skip
+                reason = (
+                    f"row has {len(fields)} fields but the header has {len(header)} "
+                    "(an unquoted delimiter inside a value?)"
+                )
+                bad.append(unreadable(f"{name}#row={row}", reason, fields))
                 continue
             padded = fields[: len(header)] + [""] * (len(header) - len(fields))
             rows.append([str(row), *[v if v != "" else None for v in padded]])
     except csv.Error as exc:
         raise CorruptFileError(f"{name}: cannot parse row {row + 1} ({exc}); check the quoting") from exc
-    frame = pl.DataFrame(rows, schema=["row", *header], orient="row").with_columns(pl.col("row").cast(pl.Int64))
+    frame = pl.DataFrame(rows, schema=[ROW, *header], orient="row").with_columns(pl.col(ROW).cast(pl.Int64))
     return Chunk(frame, bad)
 
 
@@ -219,7 +223,7 @@ def parse_chunk(
         chunk.lossy = True
         return chunk
     row = pl.int_range(first_row, first_row + frame.height, dtype=pl.Int64, eager=False)
-    return Chunk(frame.select(row.alias("row"), pl.all()), lossy=lossy)
+    return Chunk(frame.select(row.alias(ROW), pl.all()), lossy=lossy)
 
 
 def truncated_tail(data: bytes, header: list[str], delimiter: str) -> tuple[bytes, bytes | None, str | None]:
@@ -270,13 +274,8 @@ def read_delimited(path: Path, encoding: str, delimiter: str, name: str) -> tupl
             if last:
                 if tail_reason:
                     payload = json.dumps(tail.decode("utf-8", errors="replace"), ensure_ascii=False)  # type: ignore[union-attr]
-                    cut = {
-                        "source": "crm",
-                        "origin": f"{name}#row={next_row}",
-                        "reason": tail_reason,
-                        "payload": payload,
-                    }
-                    yield Chunk(pl.DataFrame(schema={"row": pl.Int64, **dict.fromkeys(header, pl.String)}), [cut])
+                    cut = unreadable(f"{name}#row={next_row}", tail_reason, payload)
+                    yield Chunk(pl.DataFrame(schema={ROW: pl.Int64, **dict.fromkeys(header, pl.String)}), [cut])
                 return
             data, last = next(chunks)
 

@@ -1,0 +1,131 @@
+"""CRM exports in JSON: JSON Lines streamed in chunks of whole lines, a JSON array read whole.
+
+A chunk is parsed by polars. One polars rejects (a line that is not JSON or not an object, a key whose
+type changes between lines) is read again item by item with the standard library, so that only the bad
+items are quarantined, each with its line or item number. Every key of every item is kept: no schema
+is guessed from the first rows and applied to the rest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from tasks.extract.crm import strings_frame
+from tasks.extract.csv_stream import ROW, Chunk, read_ahead, unreadable, utf8_blocks
+from tasks.extract.errors import CorruptFileError
+
+
+def as_text(value: object) -> str | None:
+    """A JSON value as a string cell: strings as they are, anything else as compact JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def numbered_chunk(frame: pl.DataFrame, numbers: list[int]) -> Chunk:
+    """Chunk of a parsed frame: string columns with clean names, then the line or item numbers."""
+    strings = strings_frame(frame).collect()
+    return Chunk(strings.insert_column(0, pl.Series(ROW, numbers, pl.Int64)))
+
+
+@dataclass
+class BadLine:
+    """A JSON Lines line that is not valid JSON, with why."""
+
+    text: str
+    reason: str
+
+
+def decode_line(line: bytes) -> object:
+    """The JSON value on a line, or a BadLine saying why there is none."""
+    try:
+        return json.loads(line)
+    except UnicodeDecodeError:
+        return BadLine(line.decode("utf-8", errors="replace"), "bytes invalid in UTF-8; re-export as UTF-8")
+    except json.JSONDecodeError as exc:
+        return BadLine(line.decode("utf-8", errors="replace"), f"not valid JSON: {exc.msg} at column {exc.colno}")
+
+
+def items_one_by_one(items: Iterable[tuple[int, object]], name: str, locator: str) -> Chunk:
+    """Chunk of (number, decoded item) pairs: objects become rows, anything else is quarantined."""
+    rows: list[dict[str, str | None]] = []
+    numbers: list[int] = []
+    bad: list[dict[str, object]] = []
+    for number, item in items:
+        origin = f"{name}#{locator}={number}"
+        if isinstance(item, BadLine):
+            bad.append(unreadable(origin, item.reason, item.text))
+        elif not isinstance(item, dict):
+            bad.append(unreadable(origin, f"{locator} {number} is a JSON {type(item).__name__}, not an object", item))
+        else:
+            rows.append({key: as_text(value) for key, value in item.items()})
+            numbers.append(number)
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    frame = pl.from_dicts(rows, schema=dict.fromkeys(keys, pl.String)) if rows else pl.DataFrame()
+    chunk = numbered_chunk(frame, numbers)
+    chunk.bad = bad
+    return chunk
+
+
+def parse_lines(data: bytes, first_line: int, name: str) -> Chunk:
+    """Chunk of whole JSON Lines starting at line `first_line` (blank lines are skipped, numbers kept)."""
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    try:
+        frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+        if frame.height == lines:  # no blank line: the rows are the lines
+            return numbered_chunk(frame, list(range(first_line, first_line + lines)))
+    except pl.exceptions.PolarsError:
+        pass
+    kept = [(first_line + i, line) for i, line in enumerate(data.split(b"\n")) if line.strip()]
+    if not kept:
+        return Chunk(pl.DataFrame(schema={ROW: pl.Int64}))
+    try:
+        frame = pl.read_ndjson(io.BytesIO(b"\n".join(line for _, line in kept)), infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        return items_one_by_one(((number, decode_line(line)) for number, line in kept), name, "line")
+    return numbered_chunk(frame, [number for number, _ in kept])
+
+
+def read_jsonl(path: Path, encoding: str, name: str) -> Iterator[Chunk]:
+    """Chunks of a JSON Lines file, cut after the last line break of each block (JSON holds no raw one)."""
+
+    def chunks() -> Iterator[Chunk]:
+        pending, first_line = b"", 1
+        for block in utf8_blocks(path, encoding):
+            cut = block.rfind(b"\n") + 1
+            if not cut:
+                pending += block
+                continue
+            data = b"".join((pending, memoryview(block)[:cut]))
+            pending = block[cut:]
+            del block
+            yield parse_lines(data, first_line, name)
+            first_line += data.count(b"\n")
+        if pending:
+            yield parse_lines(pending, first_line, name)
+
+    return read_ahead(chunks())
+
+
+def read_json_array(text: str, name: str) -> Chunk:
+    """The items of a JSON array (item numbers from 1); a document that is not a JSON array fails."""
+    try:
+        frame = pl.read_json(io.BytesIO(text.encode()), infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CorruptFileError(
+                f"{name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+                "the export looks truncated: export it again, or as JSON Lines"
+            ) from exc
+        if not isinstance(items, list):
+            raise CorruptFileError(f"{name}: a JSON {type(items).__name__}, not an array of rows") from None
+        return items_one_by_one(enumerate(items, start=1), name, "item")
+    return numbered_chunk(frame, list(range(1, frame.height + 1)))
