@@ -20,8 +20,8 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Full, Queue
-from threading import Event, Thread
+from queue import Queue
+from threading import Event, Semaphore, Thread
 from typing import TypeVar
 
 import numpy as np
@@ -77,42 +77,35 @@ def utf8_blocks(path: Path, encoding: str) -> Iterator[bytes]:
         yield decoder.decode(b"", final=True).encode("utf-8")
 
 
-def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
-    """Produce items in a thread, so producing the next one overlaps the caller's work on this one.
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """Produce items in a thread, so producing the next item overlaps the caller's work on this one.
 
-    Decoding holds the GIL but polars and pyarrow release it, so the stages overlap on two cores. At most
-    `depth` items wait in memory (neither side keeps a reference to an item it has passed on); if the
-    consumer stops early, the producer stops too.
+    Decoding holds the GIL but polars and pyarrow release it, so the stages overlap on two cores. The
+    producer starts an item only once the caller has taken the one before, so at most two items are
+    alive (the caller's and the next); if the caller stops early, the producer stops too.
     """
-    queue: Queue[T | BaseException | None] = Queue(maxsize=depth)
+    ready: Queue[T | BaseException | None] = Queue()
+    taken = Semaphore(1)  # the producer may start the next item
     stop = Event()
-
-    def put(item: T | BaseException | None) -> bool:
-        while not stop.is_set():
-            try:
-                queue.put(item, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
 
     def produce() -> None:
         try:
-            for item in items:
-                passed = put(item)
-                del item
-                if not passed:
+            while True:
+                while not taken.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                item = next(items, None)
+                ready.put(item)
+                if item is None:
                     return
-            put(None)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            put(exc)
+                del item
+        except BaseException as exc:  # handed to the caller, which raises it
+            ready.put(exc)
 
     Thread(target=produce, name="extract-read-ahead", daemon=True).start()
     try:
-        while True:
-            item = queue.get()
-            if item is None:
-                return
+        while (item := ready.get()) is not None:
+            taken.release()
             if isinstance(item, BaseException):
                 raise item
             yield item
