@@ -262,7 +262,7 @@ def test_jsonl_bad_lines_are_quarantined_with_their_line_numbers_and_the_rest_ke
     assert json.loads(rows["extra"][1]) == {"amount": "899.9"}
     bad = quarantine(out)
     assert bad["origin"].to_list() == ["deals.jsonl#line=3", "deals.jsonl#line=4"]
-    assert bad["reason"][0].startswith("not valid JSON")
+    assert bad["reason"][0].startswith("invalid JSON")
     assert bad["reason"][1] == "line 4 is a JSON list, not an object"
 
 
@@ -306,7 +306,7 @@ def test_truncated_json_array_fails_with_its_name_and_what_to_do(extract_run, tm
     path.write_text('[{"text": "Oi"}, {"text": "Tch')
     _, files, _ = extract_run([path])
     error = files["cut.json"]["error"]
-    assert error.startswith("cut.json: not valid JSON") and "export it again, or as JSON Lines" in error
+    assert error.startswith("cut.json: invalid JSON at line 1") and "truncated — export it again" in error
 
 
 def test_parquet_streams_by_batches_with_continuous_row_numbers(

@@ -42,28 +42,40 @@ class DatasetResult:
     info: dict[str, object] = field(default_factory=dict)
 
 
+def load_json_array(text: str, name: str) -> list[Any]:
+    """The items of a JSON array document; a truncated or other document fails saying what to do."""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(
+            f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); "
+            "the file may be truncated — export it again"
+        ) from exc
+    if not isinstance(items, list):
+        raise CorruptFileError(f"{name}: expected a JSON array of rows at the top level")
+    return items
+
+
+def json_line(line: str | bytes) -> Any:
+    """The JSON value on one JSON Lines line, or a MalformedRow saying why there is none."""
+    try:
+        return json.loads(line)
+    except UnicodeDecodeError:
+        return MalformedRow("bytes invalid in UTF-8; re-export as UTF-8", bytes(line).decode("utf-8", "replace"))
+    except json.JSONDecodeError as exc:
+        raw = line if isinstance(line, str) else line.decode("utf-8", errors="replace")
+        return MalformedRow(f"invalid JSON ({exc.msg} at column {exc.colno})", raw)
+
+
 def json_rows(text: str, fmt: str, name: str) -> Iterator[tuple[int, str, Any]]:
-    """(line or item number, locator, parsed value or the exception) of each row of a JSON/JSONL text."""
+    """(line or item number, locator, parsed value or a MalformedRow) of each row of a JSON/JSONL text."""
     if fmt == "json":
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CorruptFileError(
-                f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); "
-                "the file may be truncated — export it again"
-            ) from exc
-        if not isinstance(items, list):
-            raise CorruptFileError(f"{name}: expected a JSON array of rows at the top level")
-        for number, item in enumerate(items, start=1):
+        for number, item in enumerate(load_json_array(text, name), start=1):
             yield number, f"item={number}", item
         return
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, f"line={number}", json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, f"line={number}", MalformedRow(f"invalid JSON ({exc.msg} at column {exc.colno})", line)
+        if line.strip():
+            yield number, f"line={number}", json_line(line)
 
 
 def as_text(value: Any, key: str) -> str:

@@ -11,17 +11,16 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from tasks.extract.crm import strings_frame
 from tasks.extract.csv_stream import ROW, Chunk, read_ahead, unreadable, utf8_blocks
-from tasks.extract.errors import CorruptFileError
+from tasks.extract.datasets import MalformedRow, json_line, load_json_array
 
 
-def as_text(value: object) -> str | None:
+def cell(value: object) -> str | None:
     """A JSON value as a string cell: strings as they are, anything else as compact JSON."""
     if value is None or isinstance(value, str):
         return value
@@ -34,24 +33,6 @@ def numbered_chunk(frame: pl.DataFrame, numbers: list[int]) -> Chunk:
     return Chunk(strings.insert_column(0, pl.Series(ROW, numbers, pl.Int64)))
 
 
-@dataclass
-class BadLine:
-    """A JSON Lines line that is not valid JSON, with why."""
-
-    text: str
-    reason: str
-
-
-def decode_line(line: bytes) -> object:
-    """The JSON value on a line, or a BadLine saying why there is none."""
-    try:
-        return json.loads(line)
-    except UnicodeDecodeError:
-        return BadLine(line.decode("utf-8", errors="replace"), "bytes invalid in UTF-8; re-export as UTF-8")
-    except json.JSONDecodeError as exc:
-        return BadLine(line.decode("utf-8", errors="replace"), f"not valid JSON: {exc.msg} at column {exc.colno}")
-
-
 def items_one_by_one(items: Iterable[tuple[int, object]], name: str, locator: str) -> Chunk:
     """Chunk of (number, decoded item) pairs: objects become rows, anything else is quarantined."""
     rows: list[dict[str, str | None]] = []
@@ -59,12 +40,12 @@ def items_one_by_one(items: Iterable[tuple[int, object]], name: str, locator: st
     bad: list[dict[str, object]] = []
     for number, item in items:
         origin = f"{name}#{locator}={number}"
-        if isinstance(item, BadLine):
-            bad.append(unreadable(origin, item.reason, item.text))
+        if isinstance(item, MalformedRow):
+            bad.append(unreadable(origin, str(item), item.raw))
         elif not isinstance(item, dict):
             bad.append(unreadable(origin, f"{locator} {number} is a JSON {type(item).__name__}, not an object", item))
         else:
-            rows.append({key: as_text(value) for key, value in item.items()})
+            rows.append({key: cell(value) for key, value in item.items()})
             numbers.append(number)
     keys = list(dict.fromkeys(key for row in rows for key in row))
     frame = pl.from_dicts(rows, schema=dict.fromkeys(keys, pl.String)) if rows else pl.DataFrame()
@@ -88,7 +69,7 @@ def parse_lines(data: bytes, first_line: int, name: str) -> Chunk:
     try:
         frame = pl.read_ndjson(io.BytesIO(b"\n".join(line for _, line in kept)), infer_schema_length=None)
     except pl.exceptions.PolarsError:
-        return items_one_by_one(((number, decode_line(line)) for number, line in kept), name, "line")
+        return items_one_by_one(((number, json_line(line)) for number, line in kept), name, "line")
     return numbered_chunk(frame, [number for number, _ in kept])
 
 
@@ -118,14 +99,5 @@ def read_json_array(text: str, name: str) -> Chunk:
     try:
         frame = pl.read_json(io.BytesIO(text.encode()), infer_schema_length=None)
     except pl.exceptions.PolarsError:
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CorruptFileError(
-                f"{name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-                "the export looks truncated: export it again, or as JSON Lines"
-            ) from exc
-        if not isinstance(items, list):
-            raise CorruptFileError(f"{name}: a JSON {type(items).__name__}, not an array of rows") from None
-        return items_one_by_one(enumerate(items, start=1), name, "item")
+        return items_one_by_one(enumerate(load_json_array(text, name), start=1), name, "item")
     return numbered_chunk(frame, list(range(1, frame.height + 1)))
