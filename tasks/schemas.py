@@ -104,12 +104,8 @@ class DatasetModel(RecordModel):
     input: str = pa.Field(nullable=True)
     output: str
 
-    @pa.check("instruction", name="instruction_not_blank")
-    def instruction_not_blank(cls, data: PolarsData) -> pl.LazyFrame:
-        return _has_text(data)
-
-    @pa.check("output", name="output_not_blank")
-    def output_not_blank(cls, data: PolarsData) -> pl.LazyFrame:
+    @pa.check("instruction", "output", name="not_blank")
+    def not_blank(cls, data: PolarsData) -> pl.LazyFrame:
         return _has_text(data)
 
 
@@ -150,12 +146,8 @@ class ExampleModel(pa.DataFrameModel):
         strict = True
         coerce = False
 
-    @pa.check("instruction", name="instruction_not_blank")
-    def instruction_not_blank(cls, data: PolarsData) -> pl.LazyFrame:
-        return _has_text(data)
-
-    @pa.check("output", name="output_not_blank")
-    def output_not_blank(cls, data: PolarsData) -> pl.LazyFrame:
+    @pa.check("instruction", "output", name="not_blank")
+    def not_blank(cls, data: PolarsData) -> pl.LazyFrame:
         return _has_text(data)
 
     @pa.dataframe_check(name="synthetic_rows_have_a_parent")

@@ -147,5 +147,7 @@ def test_example_model_accepts_the_contract_and_rejects_broken_rows() -> None:
     with pytest.raises(pe.SchemaErrors) as errors:
         ExampleModel.validate(pl.DataFrame(broken, schema=EXAMPLE_SCHEMA), lazy=True)
     failed = set(errors.value.failure_cases["check"].to_list())
-    assert {"output_not_blank", "synthetic_rows_have_a_parent", "greater_than_or_equal_to(1)"} <= failed
+    assert {"not_blank", "synthetic_rows_have_a_parent", "greater_than_or_equal_to(1)"} <= failed
+    blank = errors.value.failure_cases.filter(pl.col("check") == "not_blank")
+    assert blank["column"].to_list() == ["output"]
     assert any(c.startswith("isin") for c in failed) and any(c.startswith("str_matches") for c in failed)
