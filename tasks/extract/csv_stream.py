@@ -17,12 +17,13 @@ import csv
 import io
 import json
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Queue
 from threading import Event, Semaphore, Thread
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import polars as pl
@@ -32,6 +33,7 @@ from tasks.extract.errors import CorruptFileError, EmptyFileError
 
 ROW = "__row"  # the row number every chunk carries (not "row": an export may have a column of that name)
 CHUNK_BYTES = 8 << 20
+DECODE_BYTES = 1 << 20
 REPLACEMENT = "\ufffd".encode()
 QUOTE = ord('"')
 T = TypeVar("T")
@@ -52,29 +54,44 @@ def unreadable(origin: str, reason: str, payload: object) -> dict[str, object]:
 
 
 def utf8_blocks(path: Path, encoding: str) -> Iterator[bytes]:
-    """The file's content as UTF-8 bytes, block by block (invalid bytes become U+FFFD when transcoding)."""
+    """The file's content as UTF-8 bytes, in blocks of about CHUNK_BYTES of the file.
+
+    Bytes invalid in the encoding become U+FFFD when transcoding (their rows are quarantined later).
+    """
     with path.open("rb") as src:
-        if encoding == MIXED:
-            lines: list[bytes] = []
-            size = 0
-            for line in src:
-                lines.append(decode_mixed_line(line).encode("utf-8"))
-                size += len(line)
-                if size >= CHUNK_BYTES:
-                    yield b"".join(lines)
-                    lines, size = [], 0
-            yield b"".join(lines)
-            return
         if encoding in ("utf-8", "utf-8-sig", "ascii"):
             first = True
             while block := src.read(CHUNK_BYTES):
                 yield block.removeprefix(codecs.BOM_UTF8) if first else block
                 first = False
             return
-        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
-        while block := src.read(CHUNK_BYTES):
-            yield decoder.decode(block).encode("utf-8")
-        yield decoder.decode(b"", final=True).encode("utf-8")
+        if encoding == MIXED:
+            pieces: Iterator[tuple[bytes, int]] = ((decode_mixed_line(line).encode("utf-8"), len(line)) for line in src)
+        else:
+            pieces = transcoded_pieces(src, encoding)
+        parts: list[bytes] = []
+        size = 0
+        for text, read in pieces:
+            parts.append(text)
+            size += read
+            if size >= CHUNK_BYTES:
+                yield b"".join(parts)
+                parts, size = [], 0
+        yield b"".join(parts)
+
+
+def transcoded_pieces(src: BinaryIO, encoding: str) -> Iterator[tuple[bytes, int]]:
+    """(UTF-8 bytes, bytes read) a MiB of the file at a time.
+
+    Python's codecs hold the GIL while they work (≈1.3 ms a MiB): between MiBs the GIL is handed to the
+    parsing and writing threads, which would otherwise stall for a whole block (measured: 0.65 → 0.75 M
+    rows/s on a Windows-1252 export).
+    """
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    while piece := src.read(min(DECODE_BYTES, CHUNK_BYTES)):
+        yield decoder.decode(piece).encode("utf-8"), len(piece)
+        time.sleep(0)  # let a thread waiting for the GIL take it
+    yield decoder.decode(b"", final=True).encode("utf-8"), 0
 
 
 def read_ahead(items: Iterator[T]) -> Iterator[T]:
