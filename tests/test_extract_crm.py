@@ -201,7 +201,7 @@ def test_configured_timestamp_format_wins_over_detection(extract_run, tmp_path: 
 def test_tiny_chunks_give_the_same_records_and_quarantine_as_one_chunk(
     extract_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str
 ) -> None:
-    import tasks.extract.csv_stream as csv_stream
+    import tasks.extract.chunks as chunks
 
     lines = ["conversation_id;timestamp;author;text;outcome"]
     for i in range(60):
@@ -212,7 +212,7 @@ def test_tiny_chunks_give_the_same_records_and_quarantine_as_one_chunk(
     path.write_bytes(("\r\n".join(lines) + '\r\nC-9;01/02/2025 11:00;Ana;"cortado no meio').encode(encoding))
 
     _, whole_files, whole = extract_run([path])
-    monkeypatch.setattr(csv_stream, "CHUNK_BYTES", 37)  # cuts inside quoted values and multi-byte characters
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 37)  # cuts inside quoted values and multi-byte characters
     _, files, chunked = extract_run([path])
 
     assert files == whole_files
@@ -269,7 +269,7 @@ def test_jsonl_bad_lines_are_quarantined_with_their_line_numbers_and_the_rest_ke
 def test_jsonl_streams_in_chunks_and_keeps_keys_that_appear_late(
     extract_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.extract.csv_stream as csv_stream
+    import tasks.extract.chunks as chunks
 
     lines = [
         json.dumps({"text": f"mensagem {i} — ação", "deal": f"D-{i // 5}"}, ensure_ascii=False) for i in range(3000)
@@ -279,7 +279,7 @@ def test_jsonl_streams_in_chunks_and_keeps_keys_that_appear_late(
     path = write_jsonl(tmp_path / "late_keys.jsonl", lines)
 
     _, _, whole = extract_run([path])
-    monkeypatch.setattr(csv_stream, "CHUNK_BYTES", 50)  # blocks end inside lines and inside characters
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 50)  # blocks end inside lines and inside characters
     _, files, chunked = extract_run([path])
 
     assert files["late_keys.jsonl"]["rows_out"] == 2999

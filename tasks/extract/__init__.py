@@ -24,7 +24,8 @@ from tasks.accounting import QUARANTINE_SCHEMA, StageReport, quarantine_rows, wr
 from tasks.config.data import ExtractConfig
 from tasks.extract import crm
 from tasks.extract.archive import extract_archive
-from tasks.extract.csv_stream import ROW, Chunk, read_delimited
+from tasks.extract.chunks import ROW, Chunk
+from tasks.extract.csv_stream import read_delimited
 from tasks.extract.datasets import parse_dataset, parse_dataset_rows
 from tasks.extract.detect import Detected, decode_text, detect, json_kind
 from tasks.extract.errors import ExtractError

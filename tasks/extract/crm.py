@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from tasks.accounting import QUARANTINE_SCHEMA, quarantine_rows
 from tasks.config.data import CrmColumns
-from tasks.extract.csv_stream import ROW, Chunk
+from tasks.extract.chunks import ROW, Chunk, read_ahead
 from tasks.extract.errors import ColumnMappingError
 from tasks.records import RECORD_SCHEMAS
 
@@ -365,4 +365,4 @@ def parquet_chunks(path: Path) -> tuple[dict[str, pl.DataType], Iterator[Chunk]]
             first += frame.height
             yield Chunk(frame)
 
-    return {ROW: pl.Int64, **schema}, chunks()
+    return {ROW: pl.Int64, **schema}, read_ahead(chunks())

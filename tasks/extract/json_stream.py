@@ -15,8 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
+from tasks.extract.chunks import ROW, Chunk, read_ahead, unreadable, utf8_blocks
 from tasks.extract.crm import strings_frame
-from tasks.extract.csv_stream import ROW, Chunk, read_ahead, unreadable, utf8_blocks
 from tasks.extract.datasets import MalformedRow, json_line, load_json_array
 
 

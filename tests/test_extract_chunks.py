@@ -1,4 +1,4 @@
-"""The read-ahead thread the streamed formats share: order, errors, bounded memory, early stop."""
+"""The read-ahead thread every streamed format uses: order, errors, bounded memory, early stop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tasks.extract.csv_stream import read_ahead
+from tasks.extract.chunks import read_ahead
 
 
 def counted(n: int, produced: list[int]) -> Iterator[int]:
