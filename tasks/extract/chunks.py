@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import codecs
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Queue
@@ -80,6 +80,29 @@ def transcoded_pieces(src: BinaryIO, encoding: str) -> Iterator[tuple[bytes, int
         yield decoder.decode(piece).encode("utf-8"), len(piece)
         time.sleep(0)  # let a thread waiting for the GIL take it
     yield decoder.decode(b"", final=True).encode("utf-8"), 0
+
+
+def cut_at_record_ends(
+    blocks: Iterator[bytes], last_end: Callable[[bytes, bytes], int | None]
+) -> Iterator[tuple[bytes, bool]]:
+    """(chunk, is_last): the blocks cut again so that every chunk but the last ends where a record ends.
+
+    `last_end(block, pending)` is the index just after the block's last record end (None: the block has
+    none), `pending` being the start of that record carried over from the blocks before. Only what
+    precedes the cut is joined to `pending`: a chunk's bytes are copied once.
+    """
+    pending = b""
+    for block in blocks:
+        cut = last_end(block, pending) if len(pending) + len(block) >= CHUNK_BYTES else None
+        if cut is None:
+            pending += block
+            continue
+        chunk = b"".join((pending, memoryview(block)[:cut])) if pending or cut < len(block) else block
+        pending = block[cut:]
+        del block
+        yield chunk, False
+        del chunk
+    yield pending, True
 
 
 def read_ahead(items: Iterator[T]) -> Iterator[T]:

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from tasks.extract import chunks as chunking
-from tasks.extract.chunks import ROW, Chunk, read_ahead, unreadable, utf8_blocks
+from tasks.extract.chunks import ROW, Chunk, cut_at_record_ends, read_ahead, unreadable, utf8_blocks
 from tasks.extract.detect import MIXED
 from tasks.extract.errors import CorruptFileError, EmptyFileError
 
@@ -61,25 +60,9 @@ def first_record_end(data: bytes) -> int | None:
     return None
 
 
-def record_chunks(blocks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """(chunk, is_last): chunks of whole records; the last one is what remains, possibly cut short.
-
-    Each block is searched for its last record boundary, and only what precedes it is joined to the
-    partial record left over from the block before: a chunk's bytes are copied once.
-    """
-    pending = b""
-    for block in blocks:
-        enough = len(pending) + len(block) >= chunking.CHUNK_BYTES
-        cut = record_boundary(block, count_quotes(pending)) if enough else None
-        if cut is None:
-            pending += block
-            continue
-        chunk = b"".join((pending, memoryview(block)[:cut])) if pending or cut < len(block) else block
-        pending = block[cut:]
-        del block
-        yield chunk, False
-        del chunk
-    yield pending, True
+def record_end(block: bytes, pending: bytes) -> int | None:
+    """Index just after the block's last record end, quotes counted from the record `pending` starts."""
+    return record_boundary(block, count_quotes(pending))
 
 
 def parse_rows_one_by_one(text: str, header: list[str], delimiter: str, first_row: int, name: str) -> Chunk:
@@ -156,7 +139,7 @@ def read_delimited(path: Path, encoding: str, delimiter: str, name: str) -> tupl
     """(clean header, chunks of parsed rows) of a delimited file; raises EmptyFileError without a header."""
     from tasks.extract.crm import clean_headers  # the one header-cleaning rule for every table format
 
-    chunks = record_chunks(read_ahead(utf8_blocks(path, encoding)))
+    chunks = cut_at_record_ends(read_ahead(utf8_blocks(path, encoding)), record_end)
     transcoded = encoding not in ("utf-8", "utf-8-sig", "ascii", MIXED)
     data, last = next(chunks)
     while first_record_end(data) is None and not last:

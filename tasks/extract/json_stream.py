@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.extract.chunks import ROW, Chunk, read_ahead, unreadable, utf8_blocks
+from tasks.extract.chunks import ROW, Chunk, cut_at_record_ends, read_ahead, unreadable, utf8_blocks
 from tasks.extract.crm import strings_frame
 from tasks.extract.datasets import MalformedRow, json_line, load_json_array
 
@@ -54,9 +54,14 @@ def items_one_by_one(items: Iterable[tuple[int, object]], name: str, locator: st
     return chunk
 
 
-def parse_lines(data: bytes, first_line: int, name: str) -> Chunk:
+def line_end(block: bytes, _pending: bytes) -> int | None:
+    """Index just after the block's last line break (JSON text holds no raw one), None if it has none."""
+    return block.rfind(b"\n") + 1 or None
+
+
+def parse_lines(data: bytes, first_line: int, newlines: int, name: str) -> Chunk:
     """Chunk of whole JSON Lines starting at line `first_line` (blank lines are skipped, numbers kept)."""
-    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    lines = newlines + (not data.endswith(b"\n"))
     try:
         frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
         if frame.height == lines:  # no blank line: the rows are the lines
@@ -74,22 +79,15 @@ def parse_lines(data: bytes, first_line: int, name: str) -> Chunk:
 
 
 def read_jsonl(path: Path, encoding: str, name: str) -> Iterator[Chunk]:
-    """Chunks of a JSON Lines file, cut after the last line break of each block (JSON holds no raw one)."""
+    """Chunks of a JSON Lines file, each ending at a line break."""
 
     def chunks() -> Iterator[Chunk]:
-        pending, first_line = b"", 1
-        for block in utf8_blocks(path, encoding):
-            cut = block.rfind(b"\n") + 1
-            if not cut:
-                pending += block
-                continue
-            data = b"".join((pending, memoryview(block)[:cut]))
-            pending = block[cut:]
-            del block
-            yield parse_lines(data, first_line, name)
-            first_line += data.count(b"\n")
-        if pending:
-            yield parse_lines(pending, first_line, name)
+        first_line = 1
+        for data, _ in cut_at_record_ends(utf8_blocks(path, encoding), line_end):
+            if data:
+                newlines = data.count(b"\n")
+                yield parse_lines(data, first_line, newlines, name)
+                first_line += newlines
 
     return read_ahead(chunks())
 
